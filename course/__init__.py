@@ -1,0 +1,1 @@
+"""Course tooling: ``python -m course list | run | release | check | grade``."""
