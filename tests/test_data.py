@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from companion import data
 
-
 # --- the embedded offline subset ---------------------------------------------------------------
 
 def test_offline_subset_split_is_fixed_and_stratified(capsys):

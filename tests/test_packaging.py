@@ -1,6 +1,7 @@
 """pyproject.toml and environment.yml list the same packages; the README shows the commands."""
 import pathlib
 import re
+
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
