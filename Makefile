@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lesson test lint release clean
+.PHONY: setup lesson test lint release feature-net benchmarks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ lint: $(STAMP)
 
 release: $(STAMP)
 	$(BIN)/python -m course release --out release
+
+feature-net: $(STAMP)
+	$(BIN)/python scripts/train_feature_net.py
+
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/fid_speed.py
 
 clean:
 	rm -rf $(VENV) release

@@ -6,7 +6,7 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"pytorch": "torch"}
-CONDA_ONLY = {"python", "pip", "cpuonly", "pytorch-cuda"}
+CONDA_ONLY = {"python", "pip", "cpuonly", "pytorch-cuda", "-e"}
 
 
 def _name(requirement: str) -> str:
@@ -20,7 +20,7 @@ def test_conda_environment_matches_pyproject():
     conda = []
     text = (ROOT / "environment.yml").read_text()
     for line in text[text.index("dependencies:"):].splitlines():
-        m = re.match(r"^  - ([A-Za-z0-9_.-]+)", line)
+        m = re.match(r"^ {2}(?: {4})?- ([A-Za-z0-9_.-]+)", line)
         if m and not line.startswith("  - pip:"):
             conda.append(m.group(1))
     conda_names = {CONDA_NAMES.get(n.lower(), n.lower()) for n in conda} - CONDA_ONLY
