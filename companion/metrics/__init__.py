@@ -45,7 +45,7 @@ __all__ = [
     "class_coverage", "density_coverage", "feature_stats", "fid", "fid_from_stats",
     "fid_infinity", "inception_score", "kid", "load_stats", "mode_score", "one_nn_accuracy",
     "precision_recall", "save_stats", "wasserstein1", "wasserstein1_exact", "wasserstein1_sliced",
-    "ssim", "ms_ssim", "evaluate", "ALL_METRICS", "DEFAULT_METRICS",
+    "ssim", "ms_ssim", "evaluate", "Evaluator", "sweep", "ALL_METRICS", "DEFAULT_METRICS",
 ]
 
 
@@ -99,6 +99,68 @@ def _images(samples, n: int) -> torch.Tensor:
     return samples.detach()[:n]
 
 
+class Evaluator:
+    """Metrics of generated digits against one fixed real set, whose features are computed once.
+
+    ``real``: held-out real images ``[N, 1, 28, 28]`` in [0, 1] (the test split); ``train``:
+    real training images for the FID ratio's baseline FID(train, real). ``evaluator(samples)``
+    returns the same flat dict as :func:`evaluate`.
+    """
+
+    def __init__(self, real: torch.Tensor, train: torch.Tensor | None = None, n: int | None = None,
+                 metrics: Sequence[str] = DEFAULT_METRICS, kid_subsets: int = 10):
+        unknown = sorted(set(metrics) - set(ALL_METRICS))
+        if unknown:
+            raise ValueError(f"metrics: unknown {unknown}; choose from {', '.join(ALL_METRICS)}")
+        if "fid_ratio" in metrics and train is None:
+            raise ValueError("train: fid_ratio needs real training images (the baseline "
+                             "FID(train, test))")
+        self.n = n or len(real)
+        self.metrics, self.kid_subsets = tuple(metrics), kid_subsets
+        real_x = _images(real, self.n)
+        if len(real_x) < self.n:
+            raise ValueError(f"n: asked for {self.n} real images, got {len(real_x)}")
+        self.real_f, self.real_p = classify(real_x)
+        self.fid_train = None
+        if train is not None and "fid_ratio" in metrics:
+            train_f, _ = classify(_images(train, self.n))
+            self.fid_train = fid(self.real_f, train_f)
+
+    def __call__(self, samples, generator: torch.Generator | None = None) -> dict:
+        fake_x = _images(samples, self.n)
+        if len(fake_x) < self.n:
+            raise ValueError(f"samples: expected {self.n} images, got {len(fake_x)}")
+        fake_f, fake_p = classify(fake_x)
+        return self.from_features(fake_f, fake_p, generator)
+
+    def from_features(self, fake_f, fake_p, generator=None) -> dict:
+        m, real_f, out = self.metrics, self.real_f, {}
+        if "fid" in m or "fid_ratio" in m:
+            out["fid"] = fid(real_f, fake_f)
+        if "fid_ratio" in m:
+            out["fid_train_test"] = self.fid_train
+            out["fid_ratio"] = out["fid"] / self.fid_train
+        if "kid" in m:
+            out["kid"], out["kid_std"] = kid(real_f, fake_f, subsets=self.kid_subsets,
+                                             subset_size=min(len(fake_f), len(real_f), 500),
+                                             generator=generator)
+        if "is" in m:
+            out["is"], out["is_std"] = inception_score(fake_p, splits=10 if len(fake_p) >= 100
+                                                       else 1)
+        if "mode_score" in m:
+            out["mode_score"] = mode_score(fake_p, self.real_p)
+        if "precision" in m or "recall" in m:
+            out["precision"], out["recall"] = precision_recall(real_f, fake_f, k=3)
+        if "density" in m or "coverage" in m:
+            out["density"], out["coverage"] = density_coverage(real_f, fake_f, k=5)
+        if "one_nn" in m:
+            for key, value in one_nn_accuracy(real_f, fake_f).items():
+                out[f"one_nn_{key}"] = value
+        if "classes_covered" in m:
+            out["classes_covered"] = class_coverage(fake_p)["classes_covered"]
+        return out
+
+
 def evaluate(samples: torch.Tensor | Callable[[int], torch.Tensor], real: torch.Tensor,
              train: torch.Tensor | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
              n: int = 1000, kid_subsets: int = 10, generator: torch.Generator | None = None
@@ -110,40 +172,15 @@ def evaluate(samples: torch.Tensor | Callable[[int], torch.Tensor], real: torch.
     ``fid_ratio`` = FID(samples, real) / FID(train, real), all with ``n`` images each.
     Returns a flat dict ``{metric: float}`` (``one_nn`` gives ``one_nn_real/fake/overall``).
     """
-    unknown = sorted(set(metrics) - set(ALL_METRICS))
-    if unknown:
-        raise ValueError(f"metrics: unknown {unknown}; choose from {', '.join(ALL_METRICS)}")
-    if "fid_ratio" in metrics and train is None:
-        raise ValueError("train: fid_ratio needs real training images (the baseline "
-                         "FID(train, test))")
-    fake_x = _images(samples, n)
-    real_x = _images(real, n)
-    if len(fake_x) < n or len(real_x) < n:
-        raise ValueError(f"n: asked for {n} images, got {len(fake_x)} generated and "
-                         f"{len(real_x)} real")
-    fake_f, fake_p = classify(fake_x)
-    real_f, real_p = classify(real_x)
-    out: dict = {}
-    if "fid" in metrics or "fid_ratio" in metrics:
-        out["fid"] = fid(real_f, fake_f)
-    if "fid_ratio" in metrics:
-        train_f, _ = classify(_images(train, n))
-        out["fid_train_test"] = fid(real_f, train_f)
-        out["fid_ratio"] = out["fid"] / out["fid_train_test"]
-    if "kid" in metrics:
-        out["kid"], out["kid_std"] = kid(real_f, fake_f, subsets=kid_subsets,
-                                         subset_size=min(n, 500), generator=generator)
-    if "is" in metrics:
-        out["is"], out["is_std"] = inception_score(fake_p, splits=10 if n >= 100 else 1)
-    if "mode_score" in metrics:
-        out["mode_score"] = mode_score(fake_p, real_p)
-    if "precision" in metrics or "recall" in metrics:
-        out["precision"], out["recall"] = precision_recall(real_f, fake_f, k=3)
-    if "density" in metrics or "coverage" in metrics:
-        out["density"], out["coverage"] = density_coverage(real_f, fake_f, k=5)
-    if "one_nn" in metrics:
-        for key, value in one_nn_accuracy(real_f, fake_f).items():
-            out[f"one_nn_{key}"] = value
-    if "classes_covered" in metrics:
-        out["classes_covered"] = class_coverage(fake_p)["classes_covered"]
-    return out
+    return Evaluator(real, train=train, n=n, metrics=metrics, kid_subsets=kid_subsets)(
+        samples, generator=generator)
+
+
+def sweep(evaluator: Evaluator, images: torch.Tensor, disturb: Callable, levels: Sequence,
+          generator: torch.Generator | None = None) -> dict:
+    """Evaluate ``disturb(images, level)`` at each level; returns ``{metric: [value per level]}``."""
+    table: dict = {}
+    for level in levels:
+        for key, value in evaluator(disturb(images, level), generator=generator).items():
+            table.setdefault(key, []).append(value)
+    return table
