@@ -164,3 +164,30 @@ def explorer(render: Callable[..., None], static: Sequence[Mapping] = (), **cont
     ui = widgets.interactive(draw, **controls)
     display(ui)
     return ui
+
+
+def plot_sweeps(results: Mapping[str, tuple[Sequence, Mapping[str, Sequence[float]]]],
+                keys: Sequence[str], ncols: int = 4, logy: Sequence[str] = (),
+                xlabel: str = "level (0 = clean)"):
+    """One panel per metric in ``keys``, one line per experiment.
+
+    ``results`` maps an experiment name to ``(levels, table)``, where ``table`` maps each metric
+    to its value at each level (as returned by ``companion.metrics.sweep``). Levels are drawn at
+    positions 0, 1, 2, ... so experiments with different units share an axis.
+    """
+    nrows = int(np.ceil(len(keys) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for name, (levels, table) in results.items():
+            if key not in table:
+                raise ValueError(f"keys: {key!r} is missing from the results of {name!r}")
+            ax.plot(range(len(levels)), table[key], marker="o", ms=3, label=name)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
+        if key in logy:
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_axis_off()
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
