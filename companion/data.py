@@ -211,7 +211,7 @@ def _describe(source: str, arrays: dict[str, np.ndarray], where: str = "") -> st
 def _mnist_arrays(source: str, verbose: bool, name: str = "mnist") -> tuple[dict, str]:
     """Resolve ``source`` to arrays, printing one line that names the source used."""
     label = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
-    notes = []
+    notes, short = [], []      # full reasons for errors; short ones for the source line
     order = {"cache": ["cache"], "download": ["download"], "offline": ["offline"],
              "auto": ["cache", "download", "offline"]}[source]
     if name != "mnist":
@@ -224,7 +224,8 @@ def _mnist_arrays(source: str, verbose: bool, name: str = "mnist") -> tuple[dict
                 arrays = _load_idx_cache(name)
             else:
                 if source == "auto" and not _offline_allowed_download():
-                    notes.append("download skipped: COURSE_OFFLINE is set")
+                    notes.append("download skipped (COURSE_OFFLINE is set)")
+                    short.append("download skipped: COURSE_OFFLINE is set")
                     continue
                 _download_idx(name)
                 arrays = _load_idx_cache(name)
@@ -241,11 +242,12 @@ def _mnist_arrays(source: str, verbose: bool, name: str = "mnist") -> tuple[dict
                     hint += ", or use source='offline' for the embedded subset"
                 raise DataUnavailableError(hint) from exc
             notes.append(reason)
+            short.append(f"{attempt} unavailable: {type(exc).__name__}")
             continue
         if verbose:
             line = f"{label} source: {_describe(attempt, arrays, str(_idx_folder(name)))}"
-            if notes and attempt != "cache":
-                line += f" [{'; '.join(n.split(' (')[0] for n in notes)}]"
+            if short and attempt != "cache":
+                line += f" [{'; '.join(short)}]"
             print(line)
         return arrays, attempt
     raise AssertionError("unreachable")  # pragma: no cover
@@ -276,9 +278,7 @@ def load_mnist(split: str = "train", *, source: str | None = None, profile: str 
     if source not in SOURCES:
         raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
     arrays, used = _mnist_arrays(source, verbose)
-    images = torch.from_numpy(arrays[f"{split}_images"].copy()).unsqueeze(1)
-    labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
-    return Digits(to_unit(images), labels, used)
+    return _split_digits(arrays, split, used)
 
 
 def load_fashion_mnist(split: str = "train", *, verbose: bool = True) -> Digits:
@@ -289,6 +289,10 @@ def load_fashion_mnist(split: str = "train", *, verbose: bool = True) -> Digits:
     _check_split(split)
     source = "auto" if _offline_allowed_download() else "cache"
     arrays, used = _mnist_arrays(source, verbose, name="fashion_mnist")
+    return _split_digits(arrays, split, used)
+
+
+def _split_digits(arrays: dict, split: str, used: str) -> Digits:
     images = torch.from_numpy(arrays[f"{split}_images"].copy()).unsqueeze(1)
     labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
     return Digits(to_unit(images), labels, used)

@@ -8,7 +8,6 @@ from companion.exercises.testing import verify_checker
 from companion.metrics import scores
 from companion.metrics.ssim import K1, K2
 
-
 # --- FID from statistics ----------------------------------------------------------------------
 
 def fid_reference(mu1, s1, mu2, s2):

@@ -5,7 +5,6 @@ Inputs are *features* ``[N, d]`` (from :mod:`companion.metrics.classifier`) or c
 """
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import tempfile
@@ -387,9 +386,3 @@ def inception_score_entropy_terms(probs, eps: float = 1e-12) -> tuple[float, flo
     h_y = -(marginal * torch.log(marginal + eps)).sum().item()
     h_y_x = -(p * torch.log(p + eps)).sum(1).mean().item()
     return h_y, h_y_x
-
-
-__all__ = [name for name in dir() if not name.startswith("_") and name not in (
-    "annotations", "math", "os", "pathlib", "tempfile", "warnings", "np", "torch")]
-
-_ = math  # used in docstrings' formulas only
