@@ -129,3 +129,19 @@ def test_cli_release(tmp_path, capsys):
     student = nbformat.read(tmp_path / "00_start_here.ipynb", as_version=4)
     assert student.metadata["course"]["release"] == "student"
     assert "4 exercises" in capsys.readouterr().out
+
+
+def test_cli_run_reports_gates_and_fails_on_a_failing_gate(tmp_path, capsys):
+    gate_cell = "from companion.gates import gate\ngate('toy', {value}, '>=', 1.0, 'a toy bar')"
+    good = _write(tmp_path, _lesson(new_code_cell(gate_cell.format(value=2.0))), "01_good.ipynb")
+    bad = _write(tmp_path, _lesson(new_code_cell(gate_cell.format(value=0.5))), "02_bad.ipynb")
+    before = bad.read_text()
+    out_dir = tmp_path / "out"
+    assert main(["run", str(good), "--profile", "smoke", "--out", str(out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "gate toy: 2 >= 1 (a toy bar) PASS" in printed and "01_good: ok in" in printed
+    assert (out_dir / "01_good.ipynb").is_file()
+    assert main(["run", str(bad), "--profile", "smoke", "--inplace"]) == 1
+    printed = capsys.readouterr().out
+    assert "gate toy: 0.5 >= 1 (a toy bar) FAIL" in printed and "02_bad: FAILED" in printed
+    assert bad.read_text() == before, "a failed run is never stored in the lesson"

@@ -272,6 +272,12 @@ def test_inception_offline_fails_fast_with_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(torchvision.models, "inception_v3", offline)
     with pytest.raises(RuntimeError, match="Offline, use the shipped MNIST feature network"):
         metrics.inception_features(torch.rand(2, 1, 28, 28))
+    with pytest.raises(RuntimeError, match="Inception-v3 weights are not in the torch hub cache"):
+        metrics.evaluate(torch.rand(20, 1, 28, 28), torch.rand(20, 1, 28, 28), n=20,
+                         metrics=["fid"], features="inception")
+    with pytest.raises(ValueError, match="features"):
+        metrics.evaluate(torch.rand(20, 1, 28, 28), torch.rand(20, 1, 28, 28), n=20,
+                         features="clip")
 
 
 # --- validation (property tests) ----------------------------------------------------------------

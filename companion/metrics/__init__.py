@@ -108,7 +108,11 @@ class Evaluator:
     """
 
     def __init__(self, real: torch.Tensor, train: torch.Tensor | None = None, n: int | None = None,
-                 metrics: Sequence[str] = DEFAULT_METRICS, kid_subsets: int = 10):
+                 metrics: Sequence[str] = DEFAULT_METRICS, kid_subsets: int = 10,
+                 features: str = "classifier"):
+        if features not in ("classifier", "inception"):
+            raise ValueError(f"features: expected 'classifier' or 'inception', got {features!r}")
+        self.features = features
         unknown = sorted(set(metrics) - set(ALL_METRICS))
         if unknown:
             raise ValueError(f"metrics: unknown {unknown}; choose from {', '.join(ALL_METRICS)}")
@@ -120,17 +124,25 @@ class Evaluator:
         real_x = _images(real, self.n)
         if len(real_x) < self.n:
             raise ValueError(f"n: asked for {self.n} real images, got {len(real_x)}")
-        self.real_f, self.real_p = classify(real_x)
+        self.real_f, self.real_p = self._embed(real_x)
         self.fid_train = None
         if train is not None and "fid_ratio" in metrics:
-            train_f, _ = classify(_images(train, self.n))
+            train_f, _ = self._embed(_images(train, self.n))
             self.fid_train = fid(self.real_f, train_f)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features for the distance-based metrics and class probabilities (always from the MNIST
+        classifier: ImageNet's classes mean nothing for digits)."""
+        feats, probs = classify(x)
+        if self.features == "inception":
+            feats = inception_features(x)
+        return feats, probs
 
     def __call__(self, samples, generator: torch.Generator | None = None) -> dict:
         fake_x = _images(samples, self.n)
         if len(fake_x) < self.n:
             raise ValueError(f"samples: expected {self.n} images, got {len(fake_x)}")
-        fake_f, fake_p = classify(fake_x)
+        fake_f, fake_p = self._embed(fake_x)
         return self.from_features(fake_f, fake_p, generator)
 
     def from_features(self, fake_f, fake_p, generator=None) -> dict:
@@ -163,17 +175,19 @@ class Evaluator:
 
 def evaluate(samples: torch.Tensor | Callable[[int], torch.Tensor], real: torch.Tensor,
              train: torch.Tensor | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
-             n: int = 1000, kid_subsets: int = 10, generator: torch.Generator | None = None
-             ) -> dict:
+             n: int = 1000, kid_subsets: int = 10, generator: torch.Generator | None = None,
+             features: str = "classifier") -> dict:
     """Evaluate generated digits against real ones with the shipped feature network.
 
     ``samples``: images ``[N, 1, 28, 28]`` in [0, 1], or a function ``n -> images``;
     ``real``: held-out real images (the test split); ``train``: real training images, needed for
     ``fid_ratio`` = FID(samples, real) / FID(train, real), all with ``n`` images each.
     Returns a flat dict ``{metric: float}`` (``one_nn`` gives ``one_nn_real/fake/overall``).
+    ``features="inception"`` uses torchvision's Inception-v3 pool features (online, or cached)
+    for the distance-based metrics instead of the shipped classifier's.
     """
-    return Evaluator(real, train=train, n=n, metrics=metrics, kid_subsets=kid_subsets)(
-        samples, generator=generator)
+    return Evaluator(real, train=train, n=n, metrics=metrics, kid_subsets=kid_subsets,
+                     features=features)(samples, generator=generator)
 
 
 def sweep(evaluator: Evaluator, images: torch.Tensor, disturb: Callable, levels: Sequence,
