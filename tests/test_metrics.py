@@ -166,8 +166,11 @@ def test_mode_score_penalises_a_wrong_class_marginal():
     real = torch.eye(10, dtype=torch.float64).repeat(50, 1)
     balanced = torch.eye(10, dtype=torch.float64).repeat(20, 1)
     skewed = torch.eye(10, dtype=torch.float64)[torch.tensor([0] * 100 + list(range(10)) * 10)]
-    assert metrics.mode_score(balanced, real) == pytest.approx(10.0)
-    assert metrics.mode_score(skewed, real) < metrics.mode_score(balanced, real)
+    assert metrics.mode_score(balanced, real)[0] == pytest.approx(10.0)
+    assert metrics.mode_score(skewed, real)[0] < metrics.mode_score(balanced, real)[0]
+    shuffled = balanced[torch.randperm(len(balanced))]
+    mean, std = metrics.mode_score(shuffled, real, splits=4)
+    assert mean <= 10.0 + 1e-9 and std >= 0.0
 
 
 # --- precision / recall / density / coverage, 1-NN -----------------------------------------------

@@ -160,7 +160,8 @@ class Evaluator:
             out["is"], out["is_std"] = inception_score(fake_p, splits=10 if len(fake_p) >= 100
                                                        else 1)
         if "mode_score" in m:
-            out["mode_score"] = mode_score(fake_p, self.real_p)
+            out["mode_score"], out["mode_score_std"] = mode_score(
+                fake_p, self.real_p, splits=10 if len(fake_p) >= 100 else 1)
         if "precision" in m or "recall" in m:
             out["precision"], out["recall"] = precision_recall(real_f, fake_f, k=3)
         if "density" in m or "coverage" in m:

@@ -79,21 +79,29 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
     return scores.mean().item(), scores.std(unbiased=False).item() if splits > 1 else 0.0
 
 
-def mode_score(probs, real_probs, eps: float = 1e-12) -> float:
+def mode_score(probs, real_probs, splits: int = 1, eps: float = 1e-12) -> tuple[float, float]:
     """Mode Score (Che et al. 2017): exp(E_x KL(p(y|x) || p*(y)) - KL(p(y) || p*(y))).
 
     p*(y) is the class distribution of real data (the mean of ``real_probs [M, K]``), p(y) the
-    marginal of the generated samples. Unlike IS, it penalises a class marginal that differs from
-    the data's.
+    marginal of the generated samples (per split). Unlike IS, it penalises a class marginal that
+    differs from the data's. Returns ``(mean, std)`` over ``splits`` chunks, like
+    :func:`inception_score`.
     """
     p, q = _probs(probs), _probs(real_probs, "real_probs")
     if p.shape[1] != q.shape[1]:
         raise ValueError(f"probs and real_probs: class counts differ ({p.shape[1]} vs {q.shape[1]})")
+    if not isinstance(splits, int) or not 1 <= splits <= len(p):
+        raise ValueError(f"splits: expected an int in [1, N={len(p)}], got {splits!r}")
     prior = q.mean(0, keepdim=True).to(p.device)
-    marginal = p.mean(0, keepdim=True)
-    term1 = (p * (torch.log(p + eps) - torch.log(prior + eps))).sum(1).mean()
-    term2 = (marginal * (torch.log(marginal + eps) - torch.log(prior + eps))).sum()
-    return (term1 - term2).exp().item()
+
+    def one(chunk: torch.Tensor) -> torch.Tensor:
+        marginal = chunk.mean(0, keepdim=True)
+        term1 = (chunk * (torch.log(chunk + eps) - torch.log(prior + eps))).sum(1).mean()
+        term2 = (marginal * (torch.log(marginal + eps) - torch.log(prior + eps))).sum()
+        return (term1 - term2).exp()
+
+    values = torch.stack([one(chunk) for chunk in p.chunk(splits)])
+    return values.mean().item(), values.std(unbiased=False).item() if splits > 1 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
