@@ -63,24 +63,6 @@ class Digits:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int, *, balanced: bool = True) -> Digits:
-        """The first ``n`` items, taking classes in turn when ``balanced`` (stratified prefix)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive int, got {n!r}")
-        n = min(n, len(self))
-        if not balanced:
-            idx = torch.arange(n)
-        else:
-            # Rank each item within its class, then order by (rank, class): classes interleave.
-            order = torch.argsort(self.labels, stable=True)
-            rank = torch.empty_like(order)
-            sorted_labels = self.labels[order]
-            starts = torch.searchsorted(sorted_labels, sorted_labels, right=False)
-            rank[order] = torch.arange(len(order)) - starts
-            key = rank * (int(self.labels.max()) + 1) + self.labels
-            idx = torch.argsort(key, stable=True)[:n]
-        return Digits(self.images[idx], self.labels[idx], self.source)
-
 
 # ---------------------------------------------------------------------------------------------
 # Paths and checksums

@@ -44,12 +44,6 @@ def test_offline_file_checksum_is_verified(monkeypatch):
     data._load_offline.cache_clear()
 
 
-def test_subset_is_balanced_prefix():
-    train = data.load_mnist("train", source="offline", verbose=False)
-    sub = train.subset(50)
-    assert len(sub) == 50 and torch.bincount(sub.labels).tolist() == [5] * 10
-
-
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="split"):
         data.load_mnist("validation")
