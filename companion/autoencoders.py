@@ -25,52 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import train
+from companion._checks import images as _images
+from companion._checks import positive_int as _positive_int
+from companion._checks import probability as _probability
+from companion._checks import tensor as _tensor
 from companion.data import batches
-
-# ---------------------------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------------------------
-
-
-def _tensor(x, name: str, ndim: int | None = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(x.shape)}")
-    return x
-
-
-def _images(x, name: str = "x", size: int = 28) -> torch.Tensor:
-    _tensor(x, name)
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, size, size):
-        raise ValueError(f"{name}: expected images of shape [N, 1, {size}, {size}], "
-                         f"got {tuple(x.shape)}")
-    return x
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
-
-
-def _probability(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam (Kingma and Ba 2015), the fused single-kernel version where this torch has it: on a
-    CPU it updates these small networks about twice as fast as the default."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without fused Adam
-        return torch.optim.Adam(params, lr=lr)
-
+from companion.train import adam  # noqa: F401 - re-exported: part of this module's API
 
 # ---------------------------------------------------------------------------------------------
 # 1. Linear autoencoder and PCA

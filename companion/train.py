@@ -172,6 +172,16 @@ def _forever(make_batches: Callable[[], Iterable]):
             raise ValueError("data: the batch iterable produced no batches")
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam (Kingma and Ba 2015), the fused single-kernel version where this torch has it: on a
+    CPU it updates the course's small networks about twice as fast as the default."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without fused Adam
+        return torch.optim.Adam(params, lr=lr)
+
+
 def fit(step: Callable, data: Callable[[], Iterable], *, steps: int, log_every: int = 10,
         callback: Callable[[int, History], None] | None = None, callback_every: int = 0,
         checkpoint=None, checkpoint_every: int = 0, state: Mapping | None = None,

@@ -27,7 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import train
+from companion._checks import images as _images
+from companion._checks import positive_int as _positive_int
+from companion._checks import tensor as _tensor
 from companion.data import batches
+from companion.train import adam
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -36,33 +40,10 @@ LOG_2PI = math.log(2 * math.pi)
 # ---------------------------------------------------------------------------------------------
 
 
-def _tensor(x, name: str, ndim: int | None = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(x.shape)}")
-    return x
-
-
 def _same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{names[1]}: expected the shape of {names[0]} {tuple(a.shape)}, "
                          f"got {tuple(b.shape)}")
-
-
-def _images(x, name: str = "x") -> torch.Tensor:
-    _tensor(x, name)
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"{name}: expected images of shape [N, 1, 28, 28], got {tuple(x.shape)}")
-    return x
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
 
 
 def _non_negative(value, name: str) -> float:
@@ -156,7 +137,7 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, logvar: torch.T
 def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:
     dims = [d_in] + [hidden] * layers
     blocks = []
-    for a, b in zip(dims[:-1], dims[1:]):
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
         blocks += [nn.Linear(a, b), nn.ELU()]
     return nn.Sequential(*blocks, nn.Linear(dims[-1], d_out))
 
@@ -424,15 +405,6 @@ def elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, samples: in
 # ---------------------------------------------------------------------------------------------
 # 4. Training
 # ---------------------------------------------------------------------------------------------
-
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam (Kingma and Ba 2015), fused where this torch supports it (about 2x faster on a CPU)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 def train_vae(model: VAE, images: torch.Tensor, steps: int, *, labels: torch.Tensor | None = None,
