@@ -308,6 +308,8 @@ class VAE(nn.Module):
         _positive_int(n, "n")
         if z is None:
             z = torch.randn(n, self.latent_dim, generator=generator).to(self._device())
+        elif _tensor(z, "z").ndim != 2 or len(z) != n:
+            raise ValueError(f"z: expected [n={n}, {self.latent_dim}] latents, got {tuple(z.shape)}")
         return self.mean_image(self.decode(z, y))
 
     def _device(self) -> torch.device:

@@ -113,6 +113,8 @@ def test_vae_shapes_and_negative_elbo():
     torch.testing.assert_close(out["loss"], loss)
     assert model.decode(torch.zeros(7, 5, 3)).shape == (7, 5, 1, 28, 28)
     assert model.sample(4, generator=_gen(1)).shape == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match="z: expected"):
+        model.sample(4, z=torch.zeros(3, 3))
 
 
 def test_conditional_vae_needs_labels_in_range():
