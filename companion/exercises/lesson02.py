@@ -148,7 +148,6 @@ def iwae_from_log_weights(t, fn):
             t.expect(False, "one bound per example",
                      "average over the k samples: they are dim 0 of log_w ([k, N])")
         return
-    k = log_w.shape[0]
     ref = vae.iwae_from_log_weights(log_w)
     lse = torch.logsumexp(log_w, 0)
     ok = t.close(got, ref, "log (1/k) sum_i w_i on log-weights near -250",
@@ -166,7 +165,6 @@ def iwae_from_log_weights(t, fn):
     k1 = t.call(fn, log_w[:1])
     t.close(k1, log_w[0], "k = 1 gives the one-sample ELBO (log w itself)",
             "with k = 1 the bound is log w_1")
-    del k
 
 
 @checker("linear_gaussian_elbo")
@@ -180,7 +178,7 @@ def linear_gaussian_elbo(t, fn):
         q_cov = A @ A.T + 0.2 * torch.eye(2, dtype=torch.float64)
         got = t.call(fn, model, x, q_mean, q_cov)
         ref = model.elbo(x, q_mean, q_cov)
-        W, b, s2, d, D = model.W, model.b, model.sigma2, model.d, model.D
+        W, b, s2, d = model.W, model.b, model.sigma2, model.d
         resid = x - b - W @ q_mean
         trace = torch.trace(W @ q_cov @ W.T)
         const = -0.5 * d * math.log(2 * math.pi * s2)
@@ -205,7 +203,6 @@ def linear_gaussian_elbo(t, fn):
         t.close(gap, model.kl_to_posterior(x, q_mean, q_cov),
                 f"log p(x) - ELBO = KL(q || p(z|x)) (seed {seed})",
                 "the identity holds only for the exact ELBO", atol=1e-6)
-        del D
     m, S = model.posterior(x)
     at_post = t.call(fn, model, x, m, S)
     t.close(at_post, model.log_evidence(x), "at q = p(z|x) the ELBO equals log p(x)",
