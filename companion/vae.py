@@ -21,6 +21,7 @@ dimensions come first (``[K, N, D]``). Log-likelihoods are in nats and summed ov
 from __future__ import annotations
 
 import math
+import pathlib
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from companion.data import batches
 from companion.train import adam
 
 LOG_2PI = math.log(2 * math.pi)
+REFERENCE_WEIGHTS = pathlib.Path(__file__).resolve().parent / "_data" / "vae_lesson02.pt"
 
 # ---------------------------------------------------------------------------------------------
 # Input checks
@@ -765,3 +767,26 @@ def far_from_codes(z: torch.Tensor, codes: torch.Tensor, factor: float = 3.0) ->
     own.fill_diagonal_(float("inf"))
     spacing = own.min(1).values.median()
     return (torch.cdist(z, codes).min(1).values > factor * spacing).float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped lesson-02 VAE (lesson 03 compares PixelCNN against it)
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_vae() -> VAE:
+    """Lesson 02's main VAE (conv decoder, 32 latent dimensions, the smoke recipe with seed 0,
+    trained on the offline training split), shipped with the package in half precision and
+    returned in float32, in eval mode. ``scripts/train_reference_vae.py`` rebuilds it."""
+    if not REFERENCE_WEIGHTS.is_file():
+        raise FileNotFoundError(f"reference VAE weights missing at {REFERENCE_WEIGHTS}; "
+                                f"run scripts/train_reference_vae.py to rebuild them")
+    state = torch.load(REFERENCE_WEIGHTS, map_location="cpu", weights_only=True)["model"]
+    model = VAE(latent_dim=32, decoder="conv")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+def save_reference(state: dict, path: pathlib.Path | None = None) -> pathlib.Path:
+    """Write the reference VAE's state dict atomically (see :func:`train.save_checkpoint`)."""
+    return train.save_checkpoint(path or REFERENCE_WEIGHTS, model=state)

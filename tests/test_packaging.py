@@ -43,3 +43,10 @@ def test_offline_subset_is_shipped_as_package_data():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"_data/*.npz"' in pyproject
     assert (ROOT / "companion" / "_data" / "mnist_offline.npz").stat().st_size < 1_000_000
+
+
+def test_shipped_weights_are_package_data_and_small():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"_data/*.pt"' in pyproject
+    for name in ("mnist_classifier.pt", "vae_lesson02.pt"):
+        assert (ROOT / "companion" / "_data" / name).stat().st_size < 3_000_000, name

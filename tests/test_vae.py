@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from companion import vae
+from companion import data, vae
 
 
 def _gen(seed=0):
@@ -369,3 +369,13 @@ def test_far_from_codes_is_scale_free():
     assert vae.far_from_codes(inside + 20, codes) == 1.0
     with pytest.raises(ValueError, match="codes"):
         vae.far_from_codes(inside, torch.zeros(1, 2))
+
+
+def test_reference_vae_loads_and_beats_a_fresh_model():
+    model = vae.reference_vae()
+    assert not model.training
+    x = data.binarized_mnist_test(verbose=False).images[:100]
+    g = torch.Generator().manual_seed(0)
+    trained = -vae.elbo(model, x, generator=g)["elbo"].mean()
+    fresh = -vae.elbo(vae.VAE(latent_dim=32, decoder="conv"), x, generator=g)["elbo"].mean()
+    assert trained < 110 < fresh
