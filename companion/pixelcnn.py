@@ -35,7 +35,6 @@ from companion._checks import positive_int as _positive_int
 from companion._checks import probability as _probability
 from companion._checks import tensor as _tensor
 from companion.data import batches
-from companion.train import adam
 
 # ---------------------------------------------------------------------------------------------
 # Input checks
@@ -554,10 +553,7 @@ def train_pixelcnn(model: nn.Module, images: torch.Tensor, steps: int, *,
     _probability(label_dropout, "label_dropout")
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"labels: expected {len(images)} labels like images, got {len(labels)}")
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
-    opt = adam(model.parameters(), lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if schedule == "cosine" else None
+    opt, sched = train.adam_with_schedule(model.parameters(), lr, steps, schedule)
     model.train()
 
     def step(batch):

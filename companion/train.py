@@ -182,6 +182,17 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
+def adam_with_schedule(params, lr: float, steps: int, schedule: str = "constant"):
+    """:func:`adam` and its learning-rate schedule, ``(optimiser, scheduler or None)``:
+    ``"constant"``, or ``"cosine"``, which decays the rate to 0 over ``steps`` (Loshchilov and
+    Hutter 2017) and gains a few nats in a short run. Call ``scheduler.step()`` after each step."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
+    opt = adam(params, lr)
+    return opt, (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+                 if schedule == "cosine" else None)
+
+
 def fit(step: Callable, data: Callable[[], Iterable], *, steps: int, log_every: int = 10,
         callback: Callable[[int, History], None] | None = None, callback_every: int = 0,
         checkpoint=None, checkpoint_every: int = 0, state: Mapping | None = None,

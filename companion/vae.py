@@ -32,7 +32,6 @@ from companion._checks import images as _images
 from companion._checks import positive_int as _positive_int
 from companion._checks import tensor as _tensor
 from companion.data import batches
-from companion.train import adam
 
 LOG_2PI = math.log(2 * math.pi)
 REFERENCE_WEIGHTS = pathlib.Path(__file__).resolve().parent / "_data" / "vae_lesson02.pt"
@@ -433,10 +432,7 @@ def train_vae(model: VAE, images: torch.Tensor, steps: int, *, labels: torch.Ten
         raise ValueError(f"warmup: expected an int >= 0, got {warmup!r}")
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"labels: expected {len(images)} labels like images, got {len(labels)}")
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
-    opt = adam(model.parameters(), lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if schedule == "cosine" else None
+    opt, sched = train.adam_with_schedule(model.parameters(), lr, steps, schedule)
     model.train()
     counter = [0]
 

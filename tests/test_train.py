@@ -137,3 +137,18 @@ def test_fit_validates_arguments():
         train.fit(lambda b: 0.0, lambda: [1], steps=1, checkpoint="x.pt")
     with pytest.raises(ValueError, match="no batches"):
         train.fit(lambda b: 0.0, lambda: [], steps=1)
+
+
+def test_adam_with_schedule():
+    w = torch.nn.Parameter(torch.ones(2))
+    opt, sched = train.adam_with_schedule([w], 0.1, 10, "cosine")
+    rates = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12) and rates[0] < 0.1
+    opt, sched = train.adam_with_schedule([w], 0.1, 10)
+    assert sched is None and opt.param_groups[0]["lr"] == 0.1
+    with pytest.raises(ValueError, match="schedule"):
+        train.adam_with_schedule([w], 0.1, 10, "linear")
