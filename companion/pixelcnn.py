@@ -168,12 +168,12 @@ def _out_channels(levels: int) -> int:
     return 1 if levels == 2 else levels
 
 
-def _position_map(image_size, channels: int):
-    """A learned bias per position and channel, ``[1, channels, S, S]``, or ``None``."""
+def _position_map(image_size, channels: int, maps: int = 1):
+    """``maps`` learned biases per position and channel, ``[maps, channels, S, S]``, or ``None``."""
     if image_size is None:
         return None
     _positive_int(image_size, "image_size")
-    return nn.Parameter(torch.zeros(1, channels, image_size, image_size))
+    return nn.Parameter(torch.zeros(maps, channels, image_size, image_size))
 
 
 def _crop_position(position: torch.Tensor, x: torch.Tensor, offset) -> torch.Tensor:
@@ -310,7 +310,11 @@ class GatedPixelCNN(nn.Module):
     :func:`train_pixelcnn`) makes that the unconditional model ``p(x)``, so one network gives both
     ``p(x)`` and ``p(x | y)``.
 
-    ``image_size``: a learned bias per position in the first layer, as in :class:`PixelCNN`.
+    ``image_size``: a learned bias per position in the first layer, as in :class:`PixelCNN`. A
+    conditional model keeps one such map per label (and one for "no label"): this is the paper's
+    *location-dependent* conditioning ``V^T s`` with ``s = m(h)``, where ``m`` is a lookup table.
+    It tells the network where strokes of each digit tend to be, which the location-independent
+    embedding cannot.
     ``first_kernel``: a wider kernel for the first layer only (its input has one channel, so a
     wide first kernel is cheap and widens the receptive field of every later layer).
 
@@ -335,7 +339,10 @@ class GatedPixelCNN(nn.Module):
             for i in range(layers))
         self.embed = (None if num_classes is None
                       else nn.Embedding(num_classes + 1, 2 * channels * layers))
-        self.position = _position_map(image_size, 2 * channels)
+        # conditional models keep one map per label ("no label" included): location-dependent
+        # conditioning, the paper's s = m(h) with a lookup table for m
+        self.position = _position_map(image_size, 2 * channels,
+                                      1 if num_classes is None else num_classes + 1)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
                                   nn.Conv2d(channels, _out_channels(levels), 1))
         r = k1 // 2 + (layers - 1) * (k // 2)
@@ -346,7 +353,7 @@ class GatedPixelCNN(nn.Module):
             if labels is not None:
                 raise ValueError("labels: this GatedPixelCNN is unconditional; build it with "
                                  "num_classes=... to condition on labels")
-            return [None] * len(self.layers)
+            return [None] * len(self.layers), None
         if labels is None:
             labels = torch.full((n,), self.num_classes, dtype=torch.long,
                                 device=self.embed.weight.device)
@@ -359,12 +366,15 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"labels: expected values in 0..{self.num_classes - 1} "
                              f"(or {self.num_classes} for 'no label')")
         e = self.embed(labels)[:, :, None, None]
-        return e.chunk(len(self.layers), dim=1)
+        return e.chunk(len(self.layers), dim=1), labels
 
     def _conds(self, x, labels, offset):
-        conds = list(self._conditions(labels, x.shape[0]))
+        conds, labels = self._conditions(labels, x.shape[0])
+        conds = list(conds)
         if self.position is not None:
             pos = _crop_position(self.position, x, offset)
+            if labels is not None:
+                pos = pos[labels]                                   # the map of each label
             conds[0] = pos if conds[0] is None else conds[0] + pos
         return conds
 

@@ -320,3 +320,20 @@ def test_other_bad_inputs_name_the_argument():
         pc.train_pixelcnn(gated, torch.zeros(4, 1, 5, 5), 1, label_dropout=1.5)
     with pytest.raises(TypeError, match="nll_nats"):
         pc.bits_per_dim("81", 784)
+
+
+def test_conditional_position_maps_are_per_label():
+    torch.manual_seed(0)
+    model = pc.GatedPixelCNN(4, 2, num_classes=3, image_size=8)
+    assert model.position.shape == (4, 8, 8, 8)
+    with torch.no_grad():
+        model.position.normal_()
+    x = torch.bernoulli(torch.full((2, 1, 8, 8), 0.3))
+    a, b = model(x, torch.tensor([0, 0])), model(x, torch.tensor([1, 1]))
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(model(x), model(x, torch.tensor([3, 3])))
+    assert pc.causality_violations(model, 8) == 0
+    labels = torch.tensor([0, 2])
+    naive = pc.sample_naive(model, 2, size=8, labels=labels, generator=torch.Generator().manual_seed(0))
+    fast = pc.sample_fast(model, 2, size=8, labels=labels, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(naive, fast)
