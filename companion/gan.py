@@ -12,16 +12,19 @@ Discriminators here return *logits* ``l`` with ``D = sigmoid(l)``, so every loss
 ``softplus`` (``log(1 + e^l)``) and stays finite where ``D`` rounds to 0 or 1:
 ``log D = -softplus(-l)`` and ``log(1 - D) = -softplus(l)``.
 
-So far the module holds the theory helpers on discrete distributions, the discriminator loss,
-the registry of generator losses, spherical interpolation, the minibatch standard-deviation
-layer, and the MLP and DCGAN networks (conditional variants) with DCGAN's initialisation. The
-training step and loop, EMA of generator weights, the replay buffer and unrolled-D helpers follow
-with lesson 04 (issue 7).
+Contents: (1) the game on discrete distributions (D*, V, JSD); (2) the discriminator loss and a
+registry of generator losses that later lessons add to; (3) slerp and the minibatch standard
+deviation layer; (4) MLP and DCGAN generators and discriminators with conditional variants and
+DCGAN's initialisation; (5) small networks for toy data and mode coverage; (6) training: the
+alternating step with k discriminator steps, a replay buffer, the unrolled-discriminator loss,
+the loop with EMA of generator weights, and a discriminator trained against a fixed generator.
 """
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -289,25 +292,44 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """DCGAN's discriminator adapted to 28x28: stride-2 convolutions (28 -> 14 -> 7) with
     LeakyReLU(0.2), batch norm on the second, optionally a :class:`MinibatchStdDev` channel, and a
-    7x7 convolution to one logit, ``[N]``. A conditional discriminator receives the label as
-    ``num_classes`` constant one-hot planes beside the image."""
+    7x7 convolution to one logit, ``[N]``.
+
+    A conditional discriminator (``num_classes``) receives the label in one of two ways:
+    ``condition="concat"`` stacks it as ``num_classes`` constant one-hot planes beside the image
+    (Mirza and Osindero 2014's concatenation, carried to convolutions); ``condition="projection"``
+    adds the inner product of a learned class embedding with the final features,
+    ``D(x, y) = psi(phi(x)) + <e_y, phi(x)>`` (Miyato and Koyama 2018), which conditions far
+    more strongly for the same cost.
+    """
 
     def __init__(self, channels: int = 64, num_classes: int | None = None,
-                 minibatch_std: bool = False):
+                 minibatch_std: bool = False, condition: str = "concat"):
         super().__init__()
-        self.num_classes, c = num_classes, channels
-        self.net = nn.Sequential(
-            nn.Conv2d(1 + (num_classes or 0), c, 4, 2, 1), nn.LeakyReLU(0.2),
+        if condition not in ("concat", "projection"):
+            raise ValueError(f"condition: expected 'concat' or 'projection', got {condition!r}")
+        self.num_classes, self.condition, c = num_classes, condition, channels
+        planes = num_classes if (num_classes and condition == "concat") else 0
+        self.features = nn.Sequential(
+            nn.Conv2d(1 + planes, c, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2),
-            *([MinibatchStdDev()] if minibatch_std else []),
-            nn.Conv2d(2 * c + int(minibatch_std), 1, 7))
+            *([MinibatchStdDev()] if minibatch_std else []))
+        width = 2 * c + int(minibatch_std)
+        self.head = nn.Conv2d(width, 1, 7)
+        self.embed = (nn.Embedding(num_classes, width * 7 * 7)
+                      if num_classes and condition == "projection" else None)
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         _tensor(x, "x", ndim=4)
         y = _one_hot(labels, self.num_classes, len(x))
-        if y is not None:
+        if y is not None and self.embed is None:
             x = torch.cat([x, y[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-        return self.net(x).flatten()
+        h = self.features(x)
+        out = self.head(h).flatten()
+        if self.embed is not None:
+            out = out + (self.embed(labels) * h.flatten(1)).sum(1)
+        return out
 
 
 def dcgan_init(module: nn.Module) -> nn.Module:
@@ -321,3 +343,343 @@ def dcgan_init(module: nn.Module) -> nn.Module:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
     return module
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Small networks for 1-D and 2-D toy data
+# ---------------------------------------------------------------------------------------------
+
+
+class ToyGenerator(nn.Module):
+    """A fully connected generator for low-dimensional toy data: ``z [N, latent_dim]`` through
+    ``depth`` ReLU layers of width ``hidden`` to points ``[N, out_dim]`` (no output squashing)."""
+
+    def __init__(self, latent_dim: int = 2, out_dim: int = 2, hidden: int = 128, depth: int = 2):
+        super().__init__()
+        self.latent_dim = latent_dim
+        layers, width = [], latent_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+    def forward(self, z: torch.Tensor, labels=None) -> torch.Tensor:
+        _one_hot(labels, None, len(z))
+        return self.net(_tensor(z, "z", ndim=2))
+
+
+class ToyDiscriminator(nn.Module):
+    """A fully connected discriminator for toy data: points ``[N, in_dim]`` through ``depth``
+    ReLU layers to one logit per point ``[N]``. With ``minibatch_std`` the batch's standard
+    deviation is appended to the input (:class:`MinibatchStdDev`), so a batch that sits on one
+    mode is told apart from real data by its spread alone."""
+
+    def __init__(self, in_dim: int = 2, hidden: int = 128, depth: int = 2,
+                 minibatch_std: bool = False):
+        super().__init__()
+        layers, width = [MinibatchStdDev()] if minibatch_std else [], in_dim + int(minibatch_std)
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        _one_hot(labels, None, len(x))
+        return self.net(_tensor(x, "x", ndim=2)).squeeze(1)
+
+
+def mode_coverage(samples: torch.Tensor, mixture, n_std: float = 3.0,
+                  min_share: float = 0.01) -> dict:
+    """How well ``samples [n, d]`` cover the modes of a Gaussian ``mixture`` (Metz et al. 2017;
+    Srivastava et al. 2017). A sample is *high quality* when it lies within ``n_std`` standard
+    deviations of its nearest mode; a mode is *covered* when at least ``min_share`` of all samples
+    are high-quality samples assigned to it. Returns ``modes_covered``, ``high_quality`` (share)
+    and ``per_mode`` (share of samples per mode, high-quality only)."""
+    x = _tensor(samples, "samples", ndim=2).detach().double()
+    means = mixture.means
+    if x.shape[1] != means.shape[1]:
+        raise ValueError(f"samples: expected points of dimension {means.shape[1]}, got "
+                         f"{x.shape[1]}")
+    dist = torch.cdist(x, means)                                         # [n, K]
+    nearest = dist.argmin(1)
+    good = dist.gather(1, nearest[:, None]).squeeze(1) <= n_std * mixture.stds[nearest]
+    per_mode = torch.bincount(nearest[good], minlength=len(means)).double() / len(x)
+    return {"modes_covered": int((per_mode >= min_share).sum()),
+            "high_quality": float(good.double().mean()), "per_mode": per_mode.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Training: alternating updates, replay buffer, unrolled discriminator, the loop
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_latent(n: int, latent_dim: int, generator: torch.Generator | None = None,
+                  device=None) -> torch.Tensor:
+    """Gaussian codes ``z ~ N(0, I)``, ``[n, latent_dim]`` (a Gaussian, not a uniform, prior is
+    one of the practical tips: it makes slerp meaningful and has no corners)."""
+    return torch.randn(n, latent_dim, generator=generator, device=device)
+
+
+class ReplayBuffer:
+    """A pool of past generated samples (Shrivastava et al. 2017; the "historical" batches of
+    Salimans et al. 2016): each discriminator step sees a share of fakes from earlier generators,
+    so the pair cannot cycle between modes as easily.
+
+    ``push_and_sample(fake, labels)`` stores the new fakes (and their labels, for a conditional
+    GAN) and returns ``(fakes, labels)`` of the same size, in which about ``fraction`` of the
+    entries come from the pool once it holds any; ``labels`` stays ``None`` when none were given.
+    """
+
+    def __init__(self, capacity: int = 1024, fraction: float = 0.5):
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
+        _probability(fraction, "fraction")
+        self.capacity, self.fraction = capacity, fraction
+        self.items: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.items is None else len(self.items)
+
+    @torch.no_grad()
+    def push_and_sample(self, fake: torch.Tensor, labels: torch.Tensor | None = None,
+                        generator: torch.Generator | None = None):
+        fake = _tensor(fake, "fake").detach()
+        out, out_labels = fake.clone(), None if labels is None else labels.clone()
+        if self.items is not None:
+            use = torch.rand(len(fake), generator=generator) < self.fraction
+            pick = torch.randint(len(self.items), (len(fake),), generator=generator)
+            out[use] = self.items[pick[use]]
+            if labels is not None:
+                out_labels[use] = self.labels[pick[use]]
+        if self.items is None:
+            self.items, self.labels = fake.clone(), None if labels is None else labels.clone()
+        else:
+            self.items = torch.cat([fake, self.items])[: self.capacity]
+            if labels is not None:
+                self.labels = torch.cat([labels, self.labels])[: self.capacity]
+        return out, out_labels
+
+
+def unrolled_generator_loss(G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
+                            unroll: int = 5, lr: float = 1e-2, loss: str = "non_saturating",
+                            labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator loss against a discriminator looked ``unroll`` steps ahead (Unrolled GAN,
+    Metz et al. 2017):
+
+        f_K(theta_G, theta_D) = L_G(theta_G, theta_D^K),
+        theta_D^{k+1} = theta_D^k - lr * grad L_D(theta_G, theta_D^k),
+
+    differentiated *through* the ``K`` discriminator steps (``create_graph=True``), so the
+    generator sees how the discriminator would react to its move and is penalised for hopping to
+    a single mode that the discriminator can then reject. ``D`` itself is not changed (its real
+    update is the ordinary one). Plain gradient steps stand in for the paper's Adam in the unroll.
+    """
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 0:
+        raise ValueError(f"unroll: expected a non-negative int, got {unroll!r}")
+    names = [n for n, _ in D.named_parameters()]
+    params = [p for _, p in D.named_parameters()]
+    buffers = dict(D.named_buffers())
+    fake = G(z) if labels is None else G(z, labels)
+
+    def logits(x, ps):
+        state = {**dict(zip(names, ps, strict=True)), **buffers}
+        args = (x,) if labels is None else (x, labels)
+        return torch.func.functional_call(D, state, args)
+
+    for _ in range(unroll):
+        d_loss = discriminator_loss(logits(real, params), logits(fake, params))
+        grads = torch.autograd.grad(d_loss, params, create_graph=True)
+        params = [p - lr * g for p, g in zip(params, grads, strict=True)]
+    return generator_loss(loss, logits(fake, params))
+
+
+def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor,
+               labels: torch.Tensor | None = None, *, d_steps: int = 1,
+               loss: str = "non_saturating", real_target: float = 1.0,
+               replay: ReplayBuffer | None = None, unroll: int = 0, unroll_lr: float = 1e-2,
+               ema=None, generator: torch.Generator | None = None) -> dict:
+    """One round of Algorithm 1 of Goodfellow et al. (2014): ``d_steps`` discriminator updates,
+    each on its own real minibatch (``real`` is split into ``d_steps`` equal parts) and fresh
+    fakes, then one generator update on fresh codes.
+
+    - Discriminator: minimise :func:`discriminator_loss` (``real_target=0.9`` for one-sided label
+      smoothing), on fakes that are detached, and mixed with older ones by ``replay``.
+    - Generator: minimise the registered generator ``loss`` against the *updated* discriminator,
+      or, with ``unroll > 0``, :func:`unrolled_generator_loss`.
+    - ``ema`` (a :class:`companion.train.EMA`) is updated after the generator step.
+
+    Conditional networks take ``labels`` (split like ``real``); the generator step reuses the
+    labels of the last real chunk. Returns ``d_loss``, ``g_loss`` and the mean discriminator
+    outputs ``d_real = D(x)`` and ``d_fake = D(G(z))`` of the last discriminator step.
+    """
+    if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
+        raise ValueError(f"d_steps: expected a positive int, got {d_steps!r}")
+    _tensor(real, "real")
+    if len(real) % d_steps or len(real) < 2 * d_steps:
+        raise ValueError(f"real: expected a batch that splits into d_steps={d_steps} equal "
+                         f"parts of at least 2, got {len(real)} samples")
+    if loss not in GENERATOR_LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(sorted(GENERATOR_LOSSES))}, "
+                         f"got {loss!r}")
+    chunks = real.chunk(d_steps)
+    label_chunks = [None] * d_steps if labels is None else labels.chunk(d_steps)
+    cond = (lambda y: ()) if labels is None else (lambda y: (y,))   # noqa: E731
+    device = real.device
+    for x, y in zip(chunks, label_chunks, strict=True):
+        z = sample_latent(len(x), G.latent_dim, generator, device)
+        with torch.no_grad():
+            fake = G(z, *cond(y))
+        y_fake = y
+        if replay is not None:
+            fake, y_fake = replay.push_and_sample(fake, y, generator=generator)
+        real_logits, fake_logits = D(x, *cond(y)), D(fake, *cond(y_fake))
+        d_loss = discriminator_loss(real_logits, fake_logits, real_target)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+    z = sample_latent(len(chunks[-1]), G.latent_dim, generator, device)
+    if unroll:
+        g_loss = unrolled_generator_loss(G, D, chunks[-1], z, unroll, unroll_lr, loss,
+                                         labels=label_chunks[-1])
+        with torch.no_grad():
+            d_fake = torch.sigmoid(fake_logits).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+    else:
+        D.requires_grad_(False)   # the generator step needs gradients through D, not for it
+        try:
+            gen_logits = D(G(z, *cond(label_chunks[-1])), *cond(label_chunks[-1]))
+            g_loss = generator_loss(loss, gen_logits)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            D.requires_grad_(True)
+        d_fake = torch.sigmoid(gen_logits.detach()).mean()
+    opt_g.step()
+    if ema is not None:
+        ema.update(G)
+    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+            "d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": d_fake}
+
+
+def gan_optimizers(G: nn.Module, D: nn.Module, lr_g: float = 2e-4, lr_d: float | None = None,
+                   betas=(0.5, 0.999)):
+    """Adam for both players with DCGAN's ``beta1 = 0.5`` (Radford et al. 2016): a smaller
+    momentum reacts faster to the moving target that the other player makes of the loss.
+    The fused single-kernel Adam is used where this torch has it."""
+    lr_d = lr_g if lr_d is None else lr_d
+
+    def adam(params, lr):
+        params = list(params)
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # older torch, or no fused kernel
+            return torch.optim.Adam(params, lr=lr, betas=betas)
+
+    return adam(G.parameters(), lr_g), adam(D.parameters(), lr_d)
+
+
+@dataclass
+class GANRun:
+    """What :func:`train_gan` returns: the loss history (``d_loss``, ``g_loss``, ``d_real``,
+    ``d_fake`` every ``log_every`` steps), the EMA generator (or ``None``), the snapshots taken
+    during training as ``(step, snapshot(G))`` pairs, and the wall time in seconds."""
+
+    history: dict
+    ema: object
+    snapshots: list
+    seconds: float
+
+
+def train_gan(G: nn.Module, D: nn.Module, data: Callable, *, steps: int, lr_g: float = 2e-4,
+              lr_d: float | None = None, betas=(0.5, 0.999), schedule: str = "constant",
+              ema_decay: float | None = None, snapshot: Callable | None = None,
+              snapshot_every: int = 0, log_every: int = 10, desc: str = "GAN",
+              **step_kwargs) -> GANRun:
+    """Train a GAN for ``steps`` rounds of :func:`train_step` (its keyword arguments pass through:
+    ``d_steps``, ``loss``, ``real_target``, ``replay``, ``unroll``).
+
+    ``data()`` returns an iterable of real batches (``x`` or ``(x, labels)``; with ``d_steps=k``
+    each batch should hold ``k`` discriminator minibatches), restarted at each epoch. Both
+    players use Adam with ``betas`` (:func:`gan_optimizers`); ``schedule="cosine"`` decays both
+    learning rates to 0 over the run, which lets the pair settle instead of circling. With
+    ``ema_decay`` an exponential moving average of the generator's weights is kept
+    (:class:`companion.train.EMA`). ``snapshot(G)`` is called every ``snapshot_every`` steps.
+    The loop is :func:`companion.train.fit`: progress bar, history, and the NaN guard.
+    """
+    from companion import train as _train
+
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
+    opt_g, opt_d = gan_optimizers(G, D, lr_g, lr_d, betas)
+
+    def decay(i: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0))) if schedule == "cosine" else 1.0
+
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
+    ema = _train.EMA(G, ema_decay) if ema_decay is not None else None
+    snapshots: list = []
+    G.train()
+    D.train()
+
+    def step(batch):
+        x, y = (batch, None) if isinstance(batch, torch.Tensor) else batch
+        out = train_step(G, D, opt_g, opt_d, x, y, ema=ema, **step_kwargs)
+        for s in schedulers:
+            s.step()
+        return out
+
+    def take(i, _history):
+        with torch.no_grad():
+            G.eval()
+            snapshots.append((i, snapshot(G)))
+            G.train()
+
+    start = time.perf_counter()
+    history = _train.fit(step, data, steps=steps, log_every=log_every, desc=desc,
+                         callback=take if snapshot is not None else None,
+                         callback_every=snapshot_every if snapshot is not None else 0)
+    G.eval()
+    return GANRun(history, ema, snapshots, time.perf_counter() - start)
+
+
+def fit_discriminator(D: nn.Module, sample_real: Callable[[int], torch.Tensor],
+                      sample_fake: Callable[[int], torch.Tensor], *, steps: int = 500,
+                      batch_size: int = 256, lr: float = 1e-3) -> list[float]:
+    """Train ``D`` alone against a *fixed* generator (the inner maximisation of the game):
+    minimise :func:`discriminator_loss` on ``sample_real(n)`` and ``sample_fake(n)``. Its optimum
+    is ``D*(x) = p_data(x) / (p_data(x) + p_G(x))``. Returns the loss every step."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    opt = torch.optim.Adam(D.parameters(), lr=lr)
+    losses = []
+    D.train()
+    for _ in range(steps):
+        loss = discriminator_loss(D(sample_real(batch_size)), D(sample_fake(batch_size)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    D.eval()
+    return losses
+
+
+@torch.no_grad()
+def generate(G: nn.Module, n: int, labels: torch.Tensor | None = None,
+             generator: torch.Generator | None = None, z: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``n`` images from generator ``G`` in eval mode, mapped from [-1, 1] to [0, 1] (the range
+    of the metrics and the plots): ``[n, 1, 28, 28]``. Codes are drawn from ``N(0, I)`` with
+    ``generator`` unless ``z [n, latent_dim]`` is given; ``labels [n]`` for a conditional ``G``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    if z is None:
+        z = sample_latent(n, G.latent_dim, generator)
+    elif z.shape != (n, G.latent_dim):
+        raise ValueError(f"z: expected shape ({n}, {G.latent_dim}), got {tuple(z.shape)}")
+    was_training = G.training
+    G.eval()
+    out = G(z) if labels is None else G(z, labels)
+    G.train(was_training)
+    return ((out + 1) / 2).clamp(0, 1)

@@ -164,7 +164,7 @@ def test_conditional_networks_use_the_label():
 def test_dcgan_init_statistics():
     torch.manual_seed(0)
     D = gan.DCGANDiscriminator(64).apply(gan.dcgan_init)
-    conv = D.net[2].weight
+    conv = D.features[2].weight
     assert abs(conv.mean().item()) < 2e-3 and conv.std().item() == pytest.approx(0.02, rel=0.05)
-    bn = D.net[3]
+    bn = D.features[3]
     assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.01) and (bn.bias == 0).all()
