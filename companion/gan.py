@@ -605,7 +605,8 @@ def train_gan(G: nn.Module, D: nn.Module, data: Callable, *, steps: int, lr_g: f
     players use Adam with ``betas`` (:func:`gan_optimizers`); ``schedule="cosine"`` decays both
     learning rates to 0 over the run, which lets the pair settle instead of circling. With
     ``ema_decay`` an exponential moving average of the generator's weights is kept
-    (:class:`companion.train.EMA`). ``snapshot(G)`` is called every ``snapshot_every`` steps.
+    (:class:`companion.train.EMA`, with warm-up, so short runs are not dominated by the
+    initial weights). ``snapshot(G)`` is called every ``snapshot_every`` steps.
     The loop is :func:`companion.train.fit`: progress bar, history, and the NaN guard.
     """
     from companion import train as _train
@@ -618,7 +619,7 @@ def train_gan(G: nn.Module, D: nn.Module, data: Callable, *, steps: int, lr_g: f
         return 0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0))) if schedule == "cosine" else 1.0
 
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
-    ema = _train.EMA(G, ema_decay) if ema_decay is not None else None
+    ema = _train.EMA(G, ema_decay, warmup=True) if ema_decay is not None else None
     snapshots: list = []
     G.train()
     D.train()

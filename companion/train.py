@@ -121,30 +121,38 @@ def train_or_load(path, train_fn: Callable[[], object], **objects):
 class EMA:
     """Exponential moving average of a model's weights (used for GAN generators, Karras 2018).
 
-    theta_ema <- decay * theta_ema + (1 - decay) * theta after each step; buffers (batch-norm
+    theta_ema <- d * theta_ema + (1 - d) * theta after each step; buffers (batch-norm
     statistics) are copied. ``ema.model`` is the averaged copy, in eval mode, without gradients.
+    With ``warmup=True`` the rate is ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates,
+    so a short run is not dominated by the initial weights (the usual warm-up of EMA, as in
+    TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``); otherwise ``d = decay``.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, warmup: bool = False):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay: expected 0 <= decay < 1, got {decay}")
-        self.decay = decay
+        self.decay, self.warmup, self.updates = decay, bool(warmup), 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup \
+            else self.decay
         for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+            ema_p.lerp_(p.detach(), 1.0 - d)
         for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_b.copy_(b)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "model": self.model.state_dict()}
+        return {"decay": self.decay, "warmup": self.warmup, "updates": self.updates,
+                "model": self.model.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.decay = state["decay"]
+        self.warmup, self.updates = state.get("warmup", False), state.get("updates", 0)
         self.model.load_state_dict(state["model"])
 
 

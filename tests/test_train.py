@@ -128,6 +128,23 @@ def test_ema_follows_the_formula():
         train.EMA(model, decay=1.0)
 
 
+def test_ema_warmup_follows_the_formula():
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = train.EMA(model, decay=0.99, warmup=True)
+    expected = model.weight.detach().clone()
+    for n in range(1, 400):
+        with torch.no_grad():
+            model.weight.fill_(float(n))
+        ema.update(model)
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * n
+        assert torch.allclose(ema.model.weight, expected)
+    state = ema.state_dict()
+    other = train.EMA(model, decay=0.5)
+    other.load_state_dict(state)
+    assert other.warmup and other.updates == 399 and other.decay == 0.99
+
+
 def test_fit_validates_arguments():
     with pytest.raises(ValueError, match="steps"):
         train.fit(lambda b: 0.0, lambda: [1], steps=0)
