@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion import train as _train
 from companion._checks import probability as _probability
 from companion._checks import tensor as _tensor
 
@@ -567,17 +568,9 @@ def gan_optimizers(G: nn.Module, D: nn.Module, lr_g: float = 2e-4, lr_d: float |
                    betas=(0.5, 0.999)):
     """Adam for both players with DCGAN's ``beta1 = 0.5`` (Radford et al. 2016): a smaller
     momentum reacts faster to the moving target that the other player makes of the loss.
-    The fused single-kernel Adam is used where this torch has it."""
-    lr_d = lr_g if lr_d is None else lr_d
-
-    def adam(params, lr):
-        params = list(params)
-        try:
-            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-        except (RuntimeError, TypeError, ValueError):  # older torch, or no fused kernel
-            return torch.optim.Adam(params, lr=lr, betas=betas)
-
-    return adam(G.parameters(), lr_g), adam(D.parameters(), lr_d)
+    (:func:`companion.train.adam`: the fused kernel where this torch has it.)"""
+    return (_train.adam(G.parameters(), lr_g, betas),
+            _train.adam(D.parameters(), lr_g if lr_d is None else lr_d, betas))
 
 
 @dataclass
@@ -609,16 +602,10 @@ def train_gan(G: nn.Module, D: nn.Module, data: Callable, *, steps: int, lr_g: f
     initial weights). ``snapshot(G)`` is called every ``snapshot_every`` steps.
     The loop is :func:`companion.train.fit`: progress bar, history, and the NaN guard.
     """
-    from companion import train as _train
-
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
-    opt_g, opt_d = gan_optimizers(G, D, lr_g, lr_d, betas)
-
-    def decay(i: int) -> float:
-        return 0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0))) if schedule == "cosine" else 1.0
-
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
+    lr_d = lr_g if lr_d is None else lr_d
+    opt_g, sched_g = _train.adam_with_schedule(G.parameters(), lr_g, steps, schedule, betas)
+    opt_d, sched_d = _train.adam_with_schedule(D.parameters(), lr_d, steps, schedule, betas)
+    schedulers = [s for s in (sched_g, sched_d) if s is not None]
     ema = _train.EMA(G, ema_decay, warmup=True) if ema_decay is not None else None
     snapshots: list = []
     G.train()

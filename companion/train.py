@@ -180,23 +180,24 @@ def _forever(make_batches: Callable[[], Iterable]):
             raise ValueError("data: the batch iterable produced no batches")
 
 
-def adam(params, lr: float) -> torch.optim.Adam:
+def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
     """Adam (Kingma and Ba 2015), the fused single-kernel version where this torch has it: on a
     CPU it updates the course's small networks about twice as fast as the default."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError, ValueError):  # older torch, or a device without fused Adam
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-def adam_with_schedule(params, lr: float, steps: int, schedule: str = "constant"):
+def adam_with_schedule(params, lr: float, steps: int, schedule: str = "constant",
+                       betas=(0.9, 0.999)):
     """:func:`adam` and its learning-rate schedule, ``(optimiser, scheduler or None)``:
     ``"constant"``, or ``"cosine"``, which decays the rate to 0 over ``steps`` (Loshchilov and
     Hutter 2017) and gains a few nats in a short run. Call ``scheduler.step()`` after each step."""
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
-    opt = adam(params, lr)
+    opt = adam(params, lr, betas)
     return opt, (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
                  if schedule == "cosine" else None)
 
