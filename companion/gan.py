@@ -365,8 +365,8 @@ class ToyGenerator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, out_dim))
 
     def forward(self, z: torch.Tensor, labels=None) -> torch.Tensor:
-        _one_hot(labels, None, len(z))
-        return self.net(_tensor(z, "z", ndim=2))
+        _one_hot(labels, None, len(_tensor(z, "z", ndim=2)))
+        return self.net(z)
 
 
 class ToyDiscriminator(nn.Module):
@@ -385,8 +385,8 @@ class ToyDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor, labels=None) -> torch.Tensor:
-        _one_hot(labels, None, len(x))
-        return self.net(_tensor(x, "x", ndim=2)).squeeze(1)
+        _one_hot(labels, None, len(_tensor(x, "x", ndim=2)))
+        return self.net(x).squeeze(1)
 
 
 def mode_coverage(samples: torch.Tensor, mixture, n_std: float = 3.0,
@@ -511,8 +511,9 @@ def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor,
     - ``ema`` (a :class:`companion.train.EMA`) is updated after the generator step.
 
     Conditional networks take ``labels`` (split like ``real``); the generator step reuses the
-    labels of the last real chunk. Returns ``d_loss``, ``g_loss`` and the mean discriminator
-    outputs ``d_real = D(x)`` and ``d_fake = D(G(z))`` of the last discriminator step.
+    labels of the last real chunk. Returns ``d_loss``, ``g_loss``, the mean ``d_real = D(x)`` of
+    the last discriminator step, and the mean ``d_fake = D(G(z))`` that the generator's step saw
+    (with ``unroll``, the last discriminator step's).
     """
     if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
         raise ValueError(f"d_steps: expected a positive int, got {d_steps!r}")
